@@ -1,0 +1,26 @@
+"""QuantPoint: a named place where the integer model holds an int8 tensor."""
+from torch import nn
+
+
+class QuantPoint(nn.Module):
+    """Identity in float mode; `sw.quant` attaches a fake quantizer that rounds to int8.
+
+    Every tensor that the integer reference keeps as int8 passes through exactly one
+    QuantPoint, so the fake-quantized torch model predicts the integer model's accuracy and
+    `sw.pack` reads each tensor's (scale, zero_point) from `self.quantizer`.
+    `kind` is "act" (observed per-tensor scale and zero point) or "softmax" (fixed
+    scale 1/256 and zero point -128, as TFLite's int8 SOFTMAX output).
+    """
+
+    def __init__(self, kind: str = "act"):
+        super().__init__()
+        if kind not in ("act", "softmax"):
+            raise ValueError(f"unknown QuantPoint kind {kind!r}")
+        self.kind = kind
+        self.quantizer = None
+
+    def forward(self, x):
+        return x if self.quantizer is None else self.quantizer(x)
+
+    def extra_repr(self) -> str:
+        return f"kind={self.kind}"
