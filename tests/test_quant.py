@@ -207,3 +207,19 @@ def test_quant_linear_layerwise_has_one_alpha():
     trits, alpha = lin.ternary_weights()
     x = torch.randn(4, 12)
     torch.testing.assert_close(lin(x), x @ (trits.float() * alpha[:, None]).T + lin.bias)
+
+
+def test_floor_keeps_the_swin_mask_from_taking_the_int8_range():
+    """Values below `floor` (Swin's -100 shift mask) are not observed and saturate to -128."""
+    import torch
+    from sw.quant.acts import ActQuantizer
+    x = torch.tensor([-100.0, -100.0, -0.5, 0.25, 0.5])
+    q = ActQuantizer(floor=-16.0).train()
+    q(x)
+    assert float(q.scale) == pytest.approx(16.5 / 255)
+    codes = q.quantize(x)
+    assert codes[0] == -128 and codes[1] == -128
+    assert abs(float(q.dequantize(codes)[2]) + 0.5) <= float(q.scale) / 2
+    plain = ActQuantizer().train()
+    plain(x)
+    assert float(plain.scale) > 6 * float(q.scale)  # without the floor the bias would be coarse

@@ -8,6 +8,10 @@ from torch import nn
 
 from .quant_point import QuantPoint
 
+# Lowest score (real value) kept by the int8 tensors that carry Swin's shift mask: after the
+# int8 softmax exp(-16) is 0, so a masked entry saturated here is still fully masked.
+MASK_FLOOR = -16.0
+
 
 def to_2tuple(x) -> tuple[int, int]:
     """`x` as a pair: an int is repeated, a pair is kept."""
@@ -142,8 +146,9 @@ class Attention(nn.Module):
         self.qp_qkv = QuantPoint()
         self.qp_scores = QuantPoint()
         if window_bias:
-            self.qp_bias = QuantPoint()
-            self.qp_biased = QuantPoint()
+            # The shift mask (-100) saturates at MASK_FLOOR instead of stretching the int8 range.
+            self.qp_bias = QuantPoint(floor=MASK_FLOOR)
+            self.qp_biased = QuantPoint(floor=MASK_FLOOR)
         self.qp_softmax = QuantPoint("softmax")
         self.attn_drop = nn.Dropout(attn_drop)
         self.qp_ctx = QuantPoint()

@@ -10,17 +10,21 @@ class QuantPoint(nn.Module):
     `sw.pack` reads each tensor's (scale, zero_point) from `self.quantizer`.
     `kind` is "act" (observed per-tensor scale and zero point) or "softmax" (fixed
     scale 1/256 and zero point -128, as TFLite's int8 SOFTMAX output).
+    `floor`, if set, is the lowest real value worth representing: the observer ignores
+    anything below it and such values saturate to -128 (Swin's shift mask of -100 would
+    otherwise take almost all of the 256 levels from the relative position bias).
     """
 
-    def __init__(self, kind: str = "act"):
+    def __init__(self, kind: str = "act", floor: float | None = None):
         super().__init__()
         if kind not in ("act", "softmax"):
             raise ValueError(f"unknown QuantPoint kind {kind!r}")
         self.kind = kind
+        self.floor = floor
         self.quantizer = None
 
     def forward(self, x):
         return x if self.quantizer is None else self.quantizer(x)
 
     def extra_repr(self) -> str:
-        return f"kind={self.kind}"
+        return f"kind={self.kind}" + ("" if self.floor is None else f", floor={self.floor}")

@@ -78,11 +78,13 @@ class ActQuantizer(_FakeQuant):
     running range (the first batch sets it, later ones move it by ``momentum``) and recomputes
     ``scale`` / ``zero_point``; in eval mode, or after ``freeze()``, they are constant.
     With ``enabled = False`` the quantizer only observes and passes ``x`` through (calibration).
+    ``floor``: values below it are not observed (they saturate at code -128).
     """
 
-    def __init__(self, momentum: float = 0.01):
+    def __init__(self, momentum: float = 0.01, floor: float | None = None):
         super().__init__()
         self.momentum = momentum
+        self.floor = floor
         self.observe = True
         self.enabled = True
         # min > max means "nothing observed yet"
@@ -100,7 +102,10 @@ class ActQuantizer(_FakeQuant):
 
     @torch.no_grad()
     def _update(self, x: torch.Tensor):
-        lo, hi = torch.aminmax(x.detach().float())
+        x = x.detach().float()
+        if self.floor is not None:
+            x = x.clamp(min=self.floor)
+        lo, hi = torch.aminmax(x)
         if not self.observed:
             self.running_min.copy_(lo)
             self.running_max.copy_(hi)

@@ -51,7 +51,7 @@ def prepare(model: nn.Module, weights: str = "ternary", acts: bool = True,
             if not acts:
                 m.quantizer = None
             elif m.quantizer is None:
-                m.quantizer = SoftmaxQuantizer() if m.kind == "softmax" else ActQuantizer()
+                m.quantizer = SoftmaxQuantizer() if m.kind == "softmax" else ActQuantizer(floor=m.floor)
     # keep the new quantizers on the model's device
     p = next(model.parameters(), None)
     if p is not None:
