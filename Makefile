@@ -17,9 +17,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PKGS := dataset-fashion-mnist libusb-1.0-0 libftdi1-2 liblz4-dev
 PYTEST_ARGS ?=
 
-.PHONY: install apt test test-slow help
+.PHONY: install test test-slow bench help
 help:
-	@echo "make demo | test | test-slow | sim | bench | bitstream BOARD=ulx3s-85f | program BOARD=..."
+	@echo "make demo | test | test-slow | sim | bench | bench-train | synth-core | bitstream BOARD=ulx3s-85f | program BOARD=..."
 
 install: $(STAMP)
 $(STAMP): pyproject.toml
@@ -36,6 +36,9 @@ test: install
 
 test-slow: install
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+# Benchmarks print a table and write JSON under build/ (docs/benchmarks.md has the results).
+bench: bench-hw bench-ref bench-deploy
 
 # Each area adds its own targets (sim, bench-*, bitstream, demo, ...) in mk/<area>.mk.
 -include mk/*.mk
