@@ -1,4 +1,4 @@
-"""Bitstream flow: nextpnr report parsing (fast) and a real ULX3S-12F build (fpga, slow)."""
+"""Bitstream flow: nextpnr report parsing (fast) and real builds of three boards (fpga, slow)."""
 import json
 import os
 import subprocess
@@ -7,7 +7,7 @@ import sys
 import pytest
 
 import boards
-from boards.build import parse_report
+from boards.build import parse_report, yosys_ff_count
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -27,15 +27,28 @@ def test_parse_nextpnr_report():
     assert parse_report(rep, board)["timing_met"] is False
 
 
+def test_yosys_ff_count_reads_the_last_statistics_block():
+    rpt = ("Printing statistics.\n  9 SB_DFF\n"            # an earlier pass: ignored
+           "Printing statistics.\n=== top ===\n  4292 SB_LUT4\n   175 SB_DFF\n    18 SB_DFFE\n"
+           "  1861 SB_DFFESR\n    20 SB_RAM40_4K\n=== design hierarchy ===\n  175 SB_DFF\n")
+    assert yosys_ff_count(rpt) == 175 + 18 + 1861
+    assert yosys_ff_count("no statistics here") is None
+
+
 @pytest.mark.fpga
 @pytest.mark.slow
-def test_ulx3s_12f_bitstream_meets_timing():
+@pytest.mark.parametrize("name", ["ulx3s-12f", "ulx3s-85f", "icebreaker"])
+def test_bitstream_meets_timing(name):
+    """A real build (3-6 minutes each on 2 busy cores): routed, timing met, resources in range."""
     out = "build/test-bitstream"
-    r = subprocess.run([sys.executable, "-m", "boards.build", "--board", "ulx3s-12f", "--out", out],
+    r = subprocess.run([sys.executable, "-m", "boards.build", "--board", name, "--out", out],
                        capture_output=True, text=True, timeout=3600, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    rep = json.loads(open(os.path.join(ROOT, out, "ulx3s-12f", "report.json")).read())
-    assert rep["pass"] and rep["fmax_mhz"] >= boards.get("ulx3s-12f").clock_hz / 1e6
+    rep = json.loads(open(os.path.join(ROOT, out, name, "report.json")).read())
+    board = boards.get(name)
+    assert rep["pass"] and rep["fmax_mhz"] >= board.clock_hz / 1e6
     for k in ("lut", "ff", "ebr"):
         assert 0 < rep[f"{k}_used"] <= rep[f"{k}_available"]
+    assert rep["dsp_used"] >= 1                      # the requantizer's multipliers
+    assert rep["accel_P"] == board.accel["P"] and rep["accel_L"] == board.accel["L"]
     assert os.path.getsize(os.path.join(ROOT, rep["bitstream"])) > 100_000
