@@ -36,8 +36,8 @@ def test_yosys_ff_count_reads_the_last_statistics_block():
 
 
 @pytest.mark.fpga
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["ulx3s-12f", "ulx3s-85f", "icebreaker"])
+@pytest.mark.parametrize("name", ["ulx3s-12f", "ulx3s-85f",
+                                  pytest.param("icebreaker", marks=pytest.mark.slow)])
 def test_bitstream_meets_timing(name):
     """A real build (3-6 minutes each on 2 busy cores): routed, timing met, resources in range."""
     out = "build/test-bitstream"

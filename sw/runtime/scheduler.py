@@ -101,6 +101,7 @@ class Scheduler:
         self.reports = {name: LayerReport(name, l.K, l.O) for name, l in self.layers.items()}
         self._slot_holds: dict[int, str] = {}
         self.recoveries = 0          # re-uploads after the board forgot its layers (a reset)
+        self._busy: int | None = None    # the board's busy_total at the last CYCLES read
         self.max_recoveries = 3
 
     def upload(self, progress=None) -> None:
@@ -129,10 +130,16 @@ class Scheduler:
         x = np.ascontiguousarray(x, dtype=np.int8).reshape(-1, layer.K)
         step = self.device.tokens_per_run(layer.K, layer.O)
         y = np.empty((x.shape[0], layer.O), dtype=np.int8)
+        if self._busy is None:
+            self._busy = self.device.cycles()[0]
         for i in range(0, x.shape[0], step):
             y[i:i + step] = self._run_once(pl, x[i:i + step])
-            rep.cycles += self.device.cycles()[1]
             rep.runs += 1
+        # One CYCLES read per call, not per RUN: busy_total only grows while RUNs execute, so
+        # its growth over the call is the call's cycles, at half the round trips.
+        busy = self.device.cycles()[0]
+        rep.cycles += busy - self._busy if busy >= self._busy else busy     # < : board reset
+        self._busy = busy
         ref = ops.ternary_linear(x, layer.trits, layer.bias, layer.m0, layer.shift, layer.out_zp)
         bad = np.argwhere(y != ref)
         if len(bad):
