@@ -1,4 +1,6 @@
 """QuantPoint: a named place where the integer model holds an int8 tensor."""
+from typing import Iterator
+
 from torch import nn
 
 
@@ -28,3 +30,11 @@ class QuantPoint(nn.Module):
 
     def extra_repr(self) -> str:
         return f"kind={self.kind}" + ("" if self.floor is None else f", floor={self.floor}")
+
+
+def named_quant_points(model: nn.Module) -> Iterator[tuple[str, QuantPoint]]:
+    """(qualified name, QuantPoint) in forward order (the models register modules in the order
+    forward() calls them)."""
+    for name, m in model.named_modules():
+        if isinstance(m, QuantPoint):
+            yield name, m

@@ -6,14 +6,14 @@ are non-persistent buffers.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
 from .layers import (Attention, DropPath, Mlp, PatchEmbed, check_image, drop_path_rates,
                      init_linear_weights, to_2tuple, trunc_normal_)
-from .quant_point import QuantPoint
+from .quant_point import QuantPoint, named_quant_points
 from .vit import reject_unsupported
 
 _UNSUPPORTED = {
@@ -305,11 +305,7 @@ class SwinTransformer(nn.Module):
         self.qp_head = QuantPoint() if num_classes > 0 else nn.Identity()
         self.head.apply(init_linear_weights)
 
-    def quant_points(self) -> Iterator[tuple[str, QuantPoint]]:
-        """(qualified name, QuantPoint) in forward order (module registration order = forward order)."""
-        for name, m in self.named_modules():
-            if isinstance(m, QuantPoint):
-                yield name, m
+    quant_points = named_quant_points
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Image [B, C, H, W] -> normalised features [B, H', W', num_features]."""

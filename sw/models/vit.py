@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 from torch import nn
 
 from .layers import (Attention, DropPath, Mlp, PatchEmbed, check_image, drop_path_rates,
                      init_linear_weights, trunc_normal_)
-from .quant_point import QuantPoint
+from .quant_point import QuantPoint, named_quant_points
 
 # timm options that this implementation does not have, with the only value it accepts.
 _UNSUPPORTED = {
@@ -126,11 +126,7 @@ class VisionTransformer(nn.Module):
         self.qp_head = QuantPoint() if num_classes > 0 else nn.Identity()
         self.head.apply(init_linear_weights)
 
-    def quant_points(self) -> Iterator[tuple[str, QuantPoint]]:
-        """(qualified name, QuantPoint) in forward order (module registration order = forward order)."""
-        for name, m in self.named_modules():
-            if isinstance(m, QuantPoint):
-                yield name, m
+    quant_points = named_quant_points
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Image [B, C, H, W] -> token features [B, tokens, embed_dim] after the last block."""
