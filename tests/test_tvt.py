@@ -25,6 +25,8 @@ def tiny_model(rng=np.random.default_rng(0), golden=True):
         "lin/fc/shift": rng.integers(-31, 31, O, dtype=np.int32),
         "op/ln/table": rng.integers(0, 256, 256, dtype=np.uint8),
         "op/ln/w": rng.integers(-2**15, 2**15, (3, 2), dtype=np.int16),
+        # smooth, so it is stored deflated: the fuzz tests below reach the inflater too
+        "const/ramp": (np.arange(300, dtype=np.int32) * 7 - 1000),
     }
     if golden:
         tensors["golden/inputs"] = rng.integers(0, 256, (2, C, H, W), dtype=np.uint8)
@@ -91,7 +93,7 @@ def test_model_round_trip(tmp_path):
 def test_layout_is_as_documented(tiny_bytes):
     magic, major, minor, hsize, count, table_crc, fsize = struct.unpack_from(
         "<8sHHIIIQ", tiny_bytes)
-    assert magic == b"\x89TVT\r\n\x1a\n" and (major, minor, hsize) == (1, 0, 32)
+    assert magic == b"\x89TVT\r\n\x1a\n" and (major, minor, hsize) == (2, 0, 32)
     assert fsize == len(tiny_bytes)
     table = tiny_bytes[32:32 + 120 * count]
     assert zlib.crc32(table) == table_crc
@@ -99,14 +101,21 @@ def test_layout_is_as_documented(tiny_bytes):
     for i in range(count):
         e = table[120 * i:120 * (i + 1)]
         name = e[:64].rstrip(b"\0").decode()
-        dtype, ndim = e[64], e[65]
+        dtype, ndim, encoding = e[64], e[65], e[66]
         dims = struct.unpack_from("<6I", e, 68)
         offset, length, crc = struct.unpack_from("<QQI", e, 92)
-        assert offset % 16 == 0 and zlib.crc32(tiny_bytes[offset:offset + length]) == crc
+        stored = tiny_bytes[offset:offset + length]
+        assert offset % 16 == 0 and zlib.crc32(stored) == crc
         if name == "lin/fc/trits":
-            assert (dtype, ndim, dims[:2], length) == (5, 2, (5, 7), 7)  # 35 trits -> 7 bytes
+            assert (dtype, ndim, dims[:2], encoding, length) == (5, 2, (5, 7), 0, 7)  # 35 trits, 7 bytes
         if name == "lin/fc/bias":
-            assert (dtype, dims[0], length) == (4, 5, 20)
+            assert (dtype, dims[0], encoding, length) == (4, 5, 0, 20)
+        if name == "const/ramp":  # encoding 1: zlib stream of the byte planes, low bytes first
+            assert (dtype, dims[0], encoding) == (4, 300, 1) and length < 1200
+            planes = np.frombuffer(zlib.decompress(stored), np.uint8).reshape(4, 300)
+            value = sum(planes[i].astype(np.int64) << (8 * i) for i in range(4))
+            np.testing.assert_array_equal(value.astype(np.uint32).view(np.int32),
+                                          np.arange(300) * 7 - 1000)
         names.append(name)
     assert "config" in names
 
@@ -135,7 +144,8 @@ def patch_header(data, **fields):
 
 @pytest.mark.parametrize("fields, message", [
     ({"magic": b"NOTATVT!"}, "magic"),
-    ({"major": 2}, "version 2"),
+    ({"major": 3}, "version 3"),
+    ({"major": 0}, "version 0"),
     ({"hsize": 64}, "header size"),
     ({"fsize": 10**12}, "truncated"),
     ({"count": 2**32 - 1}, "count"),
@@ -151,11 +161,11 @@ def rewrite_entry(data, index, **fields):
     """Change fields of section entry `index` and fix the table CRC (so deeper checks run)."""
     off = 32 + 120 * index
     name, dtype, ndim, *rest = container.ENTRY.unpack_from(data, off)
-    vals = dict(name=name, dtype=dtype, ndim=ndim, dims=list(rest[:6]), offset=rest[6],
-                length=rest[7], crc=rest[8])
+    vals = dict(name=name, dtype=dtype, ndim=ndim, encoding=rest[0], dims=list(rest[1:7]),
+                offset=rest[7], length=rest[8], crc=rest[9])
     vals.update(fields)
-    entry = container.ENTRY.pack(vals["name"], vals["dtype"], vals["ndim"], *vals["dims"],
-                                 vals["offset"], vals["length"], vals["crc"])
+    entry = container.ENTRY.pack(vals["name"], vals["dtype"], vals["ndim"], vals["encoding"],
+                                 *vals["dims"], vals["offset"], vals["length"], vals["crc"])
     data = data[:off] + entry + data[off + 120:]
     count = struct.unpack_from("<I", data, 16)[0]
     return patch_header(data, table_crc=zlib.crc32(data[32:32 + 120 * count]))
@@ -170,7 +180,7 @@ def entry_index(data, name):
 
 
 @pytest.mark.parametrize("fields, message", [
-    ({"dims": [2**31, 2**31, 2**31, 2**31, 2**31, 2**31], "ndim": 6}, "needs"),
+    ({"dims": [2**31, 2**31, 2**31, 2**31, 2**31, 2**31], "ndim": 6}, "absurd"),
     ({"dims": [5, 8, 0, 0, 0, 0]}, "needs"),
     ({"ndim": 7}, "dimension"),
     ({"dtype": 99}, "dtype code"),
@@ -186,9 +196,82 @@ def test_entry_errors(tmp_path, tiny_bytes, fields, message):
         load_bytes(tmp_path, data)
 
 
+def replace_data(data, name, stored, **fields):
+    """Put new stored bytes (same length or shorter) into section `name`, CRC fixed."""
+    i = entry_index(data, name)
+    offset = container.ENTRY.unpack_from(data, 32 + 120 * i)[10]
+    data = data[:offset] + stored + data[offset + len(stored):]
+    return rewrite_entry(data, i, length=len(stored), crc=zlib.crc32(stored), **fields)
+
+
+def deflated_entry(data, name):
+    i = entry_index(data, name)
+    _, _, _, encoding, *rest = container.ENTRY.unpack_from(data, 32 + 120 * i)
+    assert encoding == 1, name
+    return rest[6], rest[7]  # offset, length
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda good: bytes(len(good)), "corrupt deflate"),                        # not a zlib stream
+    (lambda good: zlib.compress(bytes(1196))[:len(good)], "exactly"),          # 4 bytes short
+    (lambda good: zlib.compress(bytes(1204))[:len(good)], "exactly"),          # 4 bytes too many
+    (lambda good: good[:-6] + bytes(6), "deflate"),                            # broken adler/end
+])
+def test_deflated_section_errors(tmp_path, tiny_bytes, make, message):
+    """Stored bytes with a valid CRC that do not inflate to exactly the shape's bytes."""
+    offset, length = deflated_entry(tiny_bytes, "const/ramp")
+    stored = make(tiny_bytes[offset:offset + length])
+    assert len(stored) <= length
+    with pytest.raises(tvt.FormatError, match=message):
+        load_bytes(tmp_path, replace_data(tiny_bytes, "const/ramp", stored))
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"dims": [2**28, 0, 0, 0, 0, 0]}, "cannot hold"),  # a deflate bomb is refused before inflating
+    ({"encoding": 7}, "encoding"),
+])
+def test_deflated_entry_errors(tmp_path, tiny_bytes, fields, message):
+    data = rewrite_entry(tiny_bytes, entry_index(tiny_bytes, "const/ramp"), **fields)
+    with pytest.raises(tvt.FormatError, match=message):
+        load_bytes(tmp_path, data)
+
+
+def test_version_1_files_are_read_and_hold_only_raw_sections(tmp_path):
+    raw = tmp_path / "raw.tvt"
+    tvt.save(tiny_model(), raw, compress=False)
+    v1 = patch_header(raw.read_bytes(), major=1)
+    back = load_bytes(tmp_path, v1)
+    np.testing.assert_array_equal(back.tensors["const/ramp"], tiny_model().tensors["const/ramp"])
+    packed = tmp_path / "packed.tvt"
+    tvt.save(tiny_model(), packed)
+    with pytest.raises(tvt.FormatError, match="encoding"):
+        load_bytes(tmp_path, patch_header(packed.read_bytes(), major=1))
+
+
+@given(st.integers(0, 50), st.sampled_from([1, 2, 4]), st.binary(min_size=200, max_size=200))
+def test_shuffle_round_trip(n, itemsize, blob):
+    data = blob[:n * itemsize]
+    assert container.unshuffle(container.shuffle(data, itemsize), itemsize) == data
+
+
+def test_compression_is_lossless_and_smaller(tmp_path):
+    m = tiny_model()
+    m.tensors["lin/fc/m0"] = np.full(5, 3 << 29, np.int32)
+    sizes = {}
+    for compress in (True, False):
+        path = tmp_path / f"{compress}.tvt"
+        sizes[compress] = tvt.save(m, path, compress=compress)
+        _, infos = container.read_file(path)
+        assert {i.encoding for i in infos} == ({"raw", "shuffle+deflate"} if compress else {"raw"})
+        back = tvt.load(path)
+        for k, v in m.tensors.items():
+            np.testing.assert_array_equal(back.tensors[k], v, err_msg=k)
+    assert sizes[True] < sizes[False]
+
+
 def test_overlapping_sections(tmp_path, tiny_bytes):
     i, j = entry_index(tiny_bytes, "lin/fc/m0"), entry_index(tiny_bytes, "lin/fc/shift")
-    off_j = container.ENTRY.unpack_from(tiny_bytes, 32 + 120 * j)[9]
+    off_j = container.ENTRY.unpack_from(tiny_bytes, 32 + 120 * j)[10]
     data = rewrite_entry(tiny_bytes, i, offset=off_j)
     with pytest.raises(tvt.FormatError, match="overlap"):
         load_bytes(tmp_path, data)
@@ -255,12 +338,12 @@ def test_random_bytes_are_format_errors(blob):
 
 @FUZZ
 @given(count=st.integers(1, 2**32 - 1), dims=st.lists(st.integers(0, 2**32 - 1), min_size=6, max_size=6),
-       ndim=st.integers(0, 255), dtype=st.integers(0, 255),
+       ndim=st.integers(0, 255), dtype=st.integers(0, 255), encoding=st.integers(0, 255),
        offset=st.integers(0, 2**64 - 1), length=st.integers(0, 2**64 - 1))
-def test_absurd_entries_are_format_errors(count, dims, ndim, dtype, offset, length):
-    entry = container.ENTRY.pack(b"x", dtype, ndim, *dims, offset, length, 0)
+def test_absurd_entries_are_format_errors(count, dims, ndim, dtype, encoding, offset, length):
+    entry = container.ENTRY.pack(b"x", dtype, ndim, encoding, *dims, offset, length, 0)
     table = entry * min(count, 3)
-    header = struct.pack("<8sHHIIIQ", container.MAGIC, 1, 0, 32, count, zlib.crc32(table),
+    header = struct.pack("<8sHHIIIQ", container.MAGIC, 2, 0, 32, count, zlib.crc32(table),
                          32 + len(table))
     with pytest.raises(tvt.FormatError):
         container.read_sections(header + table)

@@ -1,7 +1,8 @@
 """The .tvt container: magic, header, section table, CRC-checked sections (docs/tvt-format.md).
 
 This module knows nothing about models: it writes and reads a list of named, typed sections
-(integer arrays, packed trits, UTF-8 JSON). Everything is little-endian.
+(integer arrays, packed trits, UTF-8 JSON). Everything is little-endian. A section is stored
+raw or, when that is smaller, deflated after a byte shuffle (encoding 1).
 """
 import json
 import struct
@@ -13,23 +14,29 @@ import numpy as np
 from .trits import pack_trits, packed_size, unpack_trits
 
 MAGIC = b"\x89TVT\r\n\x1a\n"
-VERSION_MAJOR = 1
+VERSION_MAJOR = 2
 VERSION_MINOR = 0
+READABLE_MAJORS = (1, 2)  # 1.x: the same layout, every section raw
 HEADER = struct.Struct("<8sHHIIIQ")  # magic, major, minor, header_size, count, table_crc, file_size
 HEADER_SIZE = HEADER.size  # 32
 MAX_DIMS = 6
 NAME_BYTES = 64
-ENTRY = struct.Struct(f"<{NAME_BYTES}sBB2x{MAX_DIMS}IQQI8x")  # name, dtype, ndim, dims, offset, length, crc
+# name, dtype, ndim, encoding, dims, offset, stored length, crc of the stored bytes
+ENTRY = struct.Struct(f"<{NAME_BYTES}sBBBx{MAX_DIMS}IQQI8x")
 ENTRY_SIZE = ENTRY.size  # 120
 ALIGN = 16
 MAX_SECTIONS = 100_000
 MAX_SECTION_BYTES = 1 << 34  # 16 GiB: anything claiming more is not a .tvt
+RAW, SHUFFLE_DEFLATE = 0, 1  # section encodings
+ENCODING_NAMES = {RAW: "raw", SHUFFLE_DEFLATE: "shuffle+deflate"}
+DEFLATE_MAX_RATIO = 1032  # deflate never expands more than this (258 bytes from ~2 bits)
 
 # dtype codes. TRIT5: logical int8 trits of `shape`, stored packed 5 per byte.
 DTYPES = {1: np.dtype("<u1"), 2: np.dtype("<i1"), 3: np.dtype("<i2"), 4: np.dtype("<i4")}
 TRIT5, JSON = 5, 6
 _CODE_OF = {np.dtype("u1"): 1, np.dtype("i1"): 2, np.dtype("i2"): 3, np.dtype("i4"): 4}
 DTYPE_NAMES = {1: "uint8", 2: "int8", 3: "int16", 4: "int32", TRIT5: "trit5", JSON: "json"}
+ITEMSIZE = {"int16": 2, "int32": 4}  # bytes shuffled into planes; every other dtype: 1
 
 
 class FormatError(ValueError):
@@ -50,8 +57,33 @@ class SectionInfo:
     dtype: str
     shape: tuple
     offset: int
-    length: int
+    length: int      # bytes stored in the file (what the CRC covers)
     crc: int
+    encoding: str    # "raw" or "shuffle+deflate"
+    size: int        # bytes once decoded (dtype x shape)
+
+
+def shuffle(data: bytes, itemsize: int) -> bytes:
+    """Byte planes: every element's byte 0, then every byte 1, ... (HDF5's shuffle filter)."""
+    if itemsize == 1:
+        return data
+    return np.frombuffer(data, np.uint8).reshape(-1, itemsize).T.tobytes()
+
+
+def unshuffle(data: bytes, itemsize: int) -> bytes:
+    """Inverse of shuffle."""
+    if itemsize == 1:
+        return data
+    return np.frombuffer(data, np.uint8).reshape(itemsize, -1).T.tobytes()
+
+
+def _store(code, data: bytes, compress: bool) -> tuple[int, bytes]:
+    """(encoding, stored bytes): deflated after a byte shuffle when that is smaller."""
+    if compress and len(data) > 64:
+        packed = zlib.compress(shuffle(data, ITEMSIZE.get(DTYPE_NAMES[code], 1)), 9)
+        if len(packed) < len(data):
+            return SHUFFLE_DEFLATE, packed
+    return RAW, data
 
 
 def _encode(name, value):
@@ -68,8 +100,9 @@ def _encode(name, value):
     return JSON, (len(data),), data
 
 
-def write_sections(path, sections: dict) -> int:
-    """Write sections {name: ndarray | Trits | JSON-able} to path; return the file size."""
+def write_sections(path, sections: dict, compress: bool = True) -> int:
+    """Write sections {name: ndarray | Trits | JSON-able} to path; return the file size.
+    compress: store each section deflated after a byte shuffle where that is smaller."""
     if len(sections) > MAX_SECTIONS:
         raise ValueError("too many sections")
     encoded = []
@@ -80,15 +113,15 @@ def write_sections(path, sections: dict) -> int:
         code, shape, data = _encode(name, value)
         if len(shape) > MAX_DIMS:
             raise ValueError(f"section {name!r}: more than {MAX_DIMS} dimensions")
-        encoded.append((raw_name, code, tuple(int(d) for d in shape), data))
+        encoded.append((raw_name, code, tuple(int(d) for d in shape), *_store(code, data, compress)))
     pos = HEADER_SIZE + ENTRY_SIZE * len(encoded)
     entries, blobs = [], []
-    for raw_name, code, shape, data in encoded:
+    for raw_name, code, shape, encoding, data in encoded:
         pad = -pos % ALIGN
         blobs.append(b"\0" * pad)
         pos += pad
         dims = list(shape) + [0] * (MAX_DIMS - len(shape))
-        entries.append(ENTRY.pack(raw_name, code, len(shape), *dims, pos, len(data),
+        entries.append(ENTRY.pack(raw_name, code, len(shape), encoding, *dims, pos, len(data),
                                   zlib.crc32(data)))
         blobs.append(data)
         pos += len(data)
@@ -123,8 +156,9 @@ def parse_table(buf: bytes) -> list[SectionInfo]:
     magic, major, minor, hsize, count, table_crc, fsize = HEADER.unpack_from(buf, 0)
     if magic != MAGIC:
         raise FormatError("not a .tvt file (bad magic)")
-    if major != VERSION_MAJOR:
-        raise FormatError(f"unsupported .tvt version {major}.{minor} (this reader reads {VERSION_MAJOR}.x)")
+    if major not in READABLE_MAJORS:
+        raise FormatError(f"unsupported .tvt version {major}.{minor} (this reader reads "
+                          f"{', '.join(f'{m}.x' for m in READABLE_MAJORS)})")
     if hsize != HEADER_SIZE:
         raise FormatError(f"header size {hsize}, expected {HEADER_SIZE}")
     if fsize != size:
@@ -139,7 +173,7 @@ def parse_table(buf: bytes) -> list[SectionInfo]:
         raise FormatError("section table CRC mismatch")
     infos, names = [], set()
     for i in range(count):
-        raw_name, code, ndim, *rest = ENTRY.unpack_from(buf, HEADER_SIZE + i * ENTRY_SIZE)
+        raw_name, code, ndim, encoding, *rest = ENTRY.unpack_from(buf, HEADER_SIZE + i * ENTRY_SIZE)
         dims, (offset, length, crc) = rest[:MAX_DIMS], rest[MAX_DIMS:]
         try:
             name = raw_name.rstrip(b"\0").decode()
@@ -157,16 +191,23 @@ def parse_table(buf: bytes) -> list[SectionInfo]:
         shape = tuple(dims[:ndim])
         if code == JSON and ndim != 1:
             raise FormatError(f"section {name!r}: JSON section must be 1-D")
+        if encoding not in ENCODING_NAMES or (major == 1 and encoding != RAW):
+            raise FormatError(f"section {name!r}: unknown encoding {encoding}")
         expected = _expected_length(code, shape)
-        if expected != length:
+        if expected > MAX_SECTION_BYTES or length > MAX_SECTION_BYTES:
+            raise FormatError(f"section {name!r}: absurd size ({expected} bytes decoded, "
+                              f"{length} stored)")
+        if encoding == RAW and expected != length:
             raise FormatError(f"section {name!r}: shape {shape} of {DTYPE_NAMES[code]} needs "
                               f"{expected} bytes, entry says {length}")
-        if length > MAX_SECTION_BYTES:
-            raise FormatError(f"section {name!r}: absurd length {length}")
+        if encoding == SHUFFLE_DEFLATE and not 0 < length < expected <= DEFLATE_MAX_RATIO * length + 64:
+            raise FormatError(f"section {name!r}: {length} deflated bytes cannot hold the {expected} "
+                              f"bytes of shape {shape} of {DTYPE_NAMES[code]}")
         if offset < table_end or offset + length > size:
             raise FormatError(f"section {name!r}: bytes {offset}..{offset + length} outside the "
                               f"data area {table_end}..{size}")
-        infos.append(SectionInfo(name, DTYPE_NAMES[code], shape, offset, length, crc))
+        infos.append(SectionInfo(name, DTYPE_NAMES[code], shape, offset, length, crc,
+                                 ENCODING_NAMES[encoding], expected))
     spans = sorted((s.offset, s.offset + s.length, s.name) for s in infos)
     for (_, end, a), (start, _, b) in zip(spans, spans[1:]):
         if start < end:
@@ -174,8 +215,23 @@ def parse_table(buf: bytes) -> list[SectionInfo]:
     return infos
 
 
+def _inflate(data: memoryview, info: SectionInfo) -> bytes:
+    """The decoded bytes of a shuffle+deflate section: exactly info.size of them."""
+    d = zlib.decompressobj()
+    try:
+        out = d.decompress(data, info.size)  # never more than the shape needs
+    except zlib.error as e:
+        raise FormatError(f"section {info.name!r}: corrupt deflate data ({e})") from None
+    if len(out) != info.size or not d.eof or d.unused_data or d.unconsumed_tail:
+        raise FormatError(f"section {info.name!r}: deflate data does not decode to exactly "
+                          f"{info.size} bytes")
+    return unshuffle(out, ITEMSIZE.get(info.dtype, 1))
+
+
 def _decode(buf: memoryview, info: SectionInfo):
     data = buf[info.offset:info.offset + info.length]  # CRC checked by read_sections
+    if info.encoding != "raw":
+        data = memoryview(_inflate(data, info))
     if info.dtype == "json":
         try:
             return json.loads(bytes(data).decode())

@@ -150,15 +150,16 @@ def narrowest(a: np.ndarray) -> np.ndarray:
     raise ValueError(f"values {lo}..{hi} do not fit in int32")
 
 
-def save(model: Model, path) -> int:
-    """Write model to path as a .tvt file; returns the file size in bytes."""
+def save(model: Model, path, compress: bool = True) -> int:
+    """Write model to path as a .tvt file; returns the file size in bytes.
+    compress=False stores every section raw (usable in place, e.g. memory-mapped)."""
     sections = {"config": model.config}
     for name, arr in model.tensors.items():
         arr = np.asarray(arr)
         if name.startswith("op/") or (name.startswith("lin/") and name.endswith(("/bias", "/shift"))):
             arr = narrowest(arr)
         sections[name] = Trits(arr) if name.endswith("/trits") else arr
-    return write_sections(path, sections)
+    return write_sections(path, sections, compress=compress)
 
 
 def load(path) -> Model:
