@@ -29,6 +29,12 @@ class PackError(ValueError):
     """The model cannot be packed (not prepared, not calibrated, unsupported option)."""
 
 
+# Significant bits kept of each linear channel's multiplier m0 (docs/numerics.md): 16 bits are
+# 2 bytes a channel in the file and a 2^-17 relative error, far below an int8 step.
+MULTIPLIER_BITS = 16
+MIN_MULTIPLIER_BITS = 8
+
+
 # ------------------------------------------------------------------------------------------
 # Reading the torch model
 # ------------------------------------------------------------------------------------------
@@ -76,8 +82,9 @@ def quantize_const(x, scale, zp) -> np.ndarray:
 # Building the integer model
 # ------------------------------------------------------------------------------------------
 class _Builder:
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, multiplier_bits: int):
         self.r = _Reader(model)
+        self.multiplier_bits = multiplier_bits
         self.tensors: dict[str, np.ndarray] = {}
         self.layers: list[dict] = []
         self.ops: list[list[str]] = []
@@ -94,7 +101,7 @@ class _Builder:
         b = np.zeros(O) if bias is None else bias
         bias_q = np.clip(np.rint(b / (s_x * alpha_eff.astype(np.float64))), -(2**31), 2**31 - 1)
         params = ops.LinearParams.from_scales(s_x, zp_x, alpha_eff, s_y, zp_y, trits,
-                                              bias_q.astype(np.int64))
+                                              bias_q.astype(np.int64), self.multiplier_bits)
         p = f"lin/{name}/"
         self.tensors[p + "trits"] = trits
         self.tensors[p + "bias"] = params.bias.astype(np.int32)
@@ -273,15 +280,18 @@ def input_table(mean, std, scale, zp, channels) -> np.ndarray:
     return quantize_const(normalize(pixels, mean, std).numpy(), scale, zp)[0, :, 0, :]
 
 
-def pack_model(model: nn.Module, arch: str, mean, std, golden_images=None, extra_config=None) -> tvt.Model:
+def pack_model(model: nn.Module, arch: str, mean, std, golden_images=None, extra_config=None,
+               multiplier_bits: int = MULTIPLIER_BITS) -> tvt.Model:
     """A prepared, calibrated torch model -> sw.tvt.Model (goldens computed by sw.ref).
 
     golden_images: uint8 [N, C, H, W] to embed with the reference's logits, or None.
+    multiplier_bits: significant bits of each linear channel's requantization multiplier m0
+    (docs/numerics.md; 31 is LiteRT's QuantizeMultiplier exactly).
     """
     from sw.ref import graph
     model = model.eval()
     kind = type(model).__name__
-    bld = _Builder(model)
+    bld = _Builder(model, multiplier_bits)
     with torch.no_grad():
         if kind == "VisionTransformer":
             g = _vit_graph(bld, model)
@@ -302,7 +312,7 @@ def pack_model(model: nn.Module, arch: str, mean, std, golden_images=None, extra
                   "std": [float(v) for v in np.broadcast_to(std, C)], "scale": s_in, "zero_point": zp_in},
         "linear_layers": bld.layers, "graph": g, "ops": bld.ops, "op_scalars": bld.scalars,
         "quant_points": bld.r.qp_log,
-        "packer": {"tool": "sw.pack", "format_version": "1.0",
+        "packer": {"tool": "sw.pack", "format_version": "2.0", "multiplier_bits": multiplier_bits,
                    "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
     }
     config.update(extra_config or {})
@@ -373,6 +383,13 @@ def _parser():
     p.add_argument("--golden", type=int, default=4, help="golden images to embed (default 4; 0: none)")
     p.add_argument("--calib-images", type=int, default=2,
                    help="synthetic calibration images for --init random (default 2)")
+    p.add_argument("--multiplier-bits", type=int, default=MULTIPLIER_BITS, metavar="N",
+                   help=f"significant bits of each channel's requantization multiplier m0, "
+                        f"{MIN_MULTIPLIER_BITS}..31 (default {MULTIPLIER_BITS}: 2 bytes a channel "
+                        "in the file; 31: LiteRT's own rounding, so sw.export reproduces every "
+                        "FULLY_CONNECTED exactly)")
+    p.add_argument("--no-compress", action="store_true",
+                   help="store every section raw (default: deflated where that is smaller)")
     p.add_argument("--json", help="write a flat JSON report here")
     return p
 
@@ -380,6 +397,9 @@ def _parser():
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if not MIN_MULTIPLIER_BITS <= args.multiplier_bits <= 31:
+            raise PackError(f"--multiplier-bits must be {MIN_MULTIPLIER_BITS}..31, "
+                            f"got {args.multiplier_bits}")
         if args.init == "random":
             if not args.arch or args.checkpoint:
                 raise PackError("--init random needs --arch NAME and no CHECKPOINT")
@@ -394,8 +414,9 @@ def main(argv=None) -> int:
             C, H, W = model.patch_embed.proj.in_channels, *model.patch_embed.img_size
             golden = _golden_images(arch, args.golden, C, H, W)
         t0 = time.perf_counter()
-        packed = pack_model(model, arch, mean, std, golden, {"source": source})
-        size = tvt.save(packed, args.output)
+        packed = pack_model(model, arch, mean, std, golden, {"source": source},
+                            args.multiplier_bits)
+        size = tvt.save(packed, args.output, compress=not args.no_compress)
     except FileNotFoundError as e:
         print(f"sw.pack: error: no such file: {e.filename}", file=sys.stderr)
         return 2

@@ -24,8 +24,9 @@ def fixture_images(n, C, H, W, seed):
 
 
 @functools.lru_cache(maxsize=None)
-def packed_fixture(name):
-    """(torch model (prepared, calibrated, eval), sw.tvt.Model, mean, std, test images uint8)."""
+def packed_fixture(name, multiplier_bits=None):
+    """(torch model (prepared, calibrated, eval), sw.tvt.Model, mean, std, test images uint8);
+    multiplier_bits: sw.pack's default if None."""
     from sw import pack
     from sw.models import SwinTransformer, VisionTransformer
     from sw.quant import prepare
@@ -40,7 +41,8 @@ def packed_fixture(name):
     calib = fixture_images(128, C, H, W, seed=1)
     pack.calibrate(model, calib, mean, std)
     test = fixture_images(200, C, H, W, seed=2)
-    packed = pack.pack_model(model, name, mean, std, golden_images=test[:4])
+    packed = pack.pack_model(model, name, mean, std, golden_images=test[:4],
+                             multiplier_bits=multiplier_bits or pack.MULTIPLIER_BITS)
     return model, packed, mean, std, test
 
 

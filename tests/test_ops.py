@@ -23,6 +23,19 @@ def test_quantize_multiplier_represents_real(real):
     assert abs(got - Fraction(real)) <= Fraction(2) ** (shift - 32)  # half a unit of m0
 
 
+@pytest.mark.parametrize("bits", [8, 16, 24, 31])
+@pytest.mark.parametrize("real", [3.1e-5, 0.00417, 0.7071, 0.999999999, 1 - 2.0**-20, 117.3])
+def test_quantize_multiplier_with_fewer_bits(real, bits):
+    """m0 keeps `bits` significant bits: the nearest such multiplier to `real` (exact oracle)."""
+    m0, shift = ops.quantize_multiplier(real, bits)
+    assert 2**30 <= m0 < 2**31 and m0 % 2 ** (31 - bits) == 0
+    unit = Fraction(2) ** (shift - bits)  # one step of a `bits`-bit mantissa at this exponent
+    got = Fraction(m0) * Fraction(2) ** (shift - 31)
+    assert abs(got - Fraction(real)) <= unit / 2
+    if bits == 31:
+        assert (m0, shift) == ops.quantize_multiplier(real)
+
+
 def test_quantize_multiplier_edges():
     assert ops.quantize_multiplier(0.0) == (0, 0)
     assert ops.quantize_multiplier(2.0**-40) == (0, 0)          # below 2^-32: flushed
@@ -30,6 +43,10 @@ def test_quantize_multiplier_edges():
     assert ops.quantize_multiplier(0.5) == (2**30, 0)
     with pytest.raises(ValueError):
         ops.quantize_multiplier(-0.1)
+    assert ops.quantize_multiplier(1 - 2.0**-20, 16) == (2**30, 1)  # rounds up at 16 bits
+    assert ops.quantize_multiplier(0.75 + 2.0**-18, 16) == (3 << 29, 0)
+    with pytest.raises(ValueError):
+        ops.quantize_multiplier(0.5, 0)
 
 
 # ---------------------------------------------------------------- requantize (single rounding)

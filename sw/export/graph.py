@@ -23,23 +23,27 @@ class ExportError(ValueError):
     """The model cannot be exported (unsupported architecture, missing scales)."""
 
 
-def recover_alpha(m0: int, shift: int, s_x: float, s_y: float) -> np.float32:
+def recover_alpha(m0: int, shift: int, s_x: float, s_y: float, search: int = 64) -> np.float32:
     """A float32 alpha with quantize_multiplier(double(s_x) alpha / double(s_y)) == (m0, shift):
-    the packer's own float32 alpha, found among the float32 values nearest the estimate."""
+    the packer's own float32 alpha, found among the 2 * search + 1 float32 values nearest the
+    estimate (nearest first). ExportError if none: a multiplier packed with fewer than 31
+    significant bits is rarely reachable from a float32 scale."""
     s_x, s_y = float(np.float32(s_x)), float(np.float32(s_y))
     want = (int(m0), int(shift))
-
-    def fits(a):
-        return ops.quantize_multiplier(s_x * float(a) / s_y) == want
-
-    lo = hi = np.float32(m0 * 2.0 ** (shift - 31) * s_y / s_x)
-    if fits(lo):
-        return lo
-    for _ in range(64):
-        lo, hi = np.nextafter(lo, np.float32(0)), np.nextafter(hi, np.float32(np.inf))
-        for a in (lo, hi):
-            if fits(a):
-                return a
+    estimate = np.float32(m0 * 2.0 ** (shift - 31) * s_y / s_x)
+    steps = np.arange(-search, search + 1)
+    steps = steps[np.argsort(np.abs(steps), kind="stable")]
+    cands = (estimate.view(np.int32) + steps.astype(np.int32)).view(np.float32)
+    # quantize_multiplier, vectorised (the same double operations)
+    q, e = np.frexp(s_x * cands.astype(np.float64) / s_y)
+    q_fixed = np.floor(q * 2.0**31 + 0.5)
+    up = q_fixed == 2.0**31
+    q_fixed, e = np.where(up, q_fixed / 2, q_fixed), np.where(up, e + 1, e)
+    for a in cands[(q_fixed == want[0]) & (e == want[1])]:
+        if ops.quantize_multiplier(s_x * float(a) / s_y) == want:
+            return a
+    if ops.quantize_multiplier(s_x * float(estimate) / s_y) == want:  # (0, 0) and clamped ones
+        return estimate
     raise ExportError(f"no float32 alpha reproduces multiplier {want}")
 
 
@@ -86,8 +90,7 @@ class _Exporter:
         layer = self.m.linear(name)
         s_x, zp_x = self.qp(in_qp)
         s_y, zp_y = self.qp(out_qp)
-        alpha = np.array([recover_alpha(m, s, s_x, s_y) for m, s in zip(layer.m0, layer.shift)],
-                         dtype=np.float32)
+        alpha, inexact = self.alphas(layer, s_x, s_y)
         bias_q = layer.bias.astype(np.int64) + zp_x * layer.trits.astype(np.int64).sum(1)
         w = self.b.tensor(name + "/weights", (layer.O, layer.K), "int8", scale=alpha,
                           zero_point=0, data=layer.trits)
@@ -95,8 +98,20 @@ class _Exporter:
                              scale=np.float32(s_x) * alpha, zero_point=0, data=bias_q)
         y = self.act(name, tuple(lead) + (layer.O,), (s_y, zp_y))
         self.b.op("FULLY_CONNECTED", [x, w, bias], [y], KeepNumDims=True)
-        self.record.append(("linear", name, [x], y))
+        self.record.append(("linear_approx" if inexact else "linear", name, [x], y))
         return y
+
+    def alphas(self, layer, s_x, s_y):
+        """float32 per-channel scales for LiteRT, and how many channels' multipliers they
+        cannot reproduce (the nearest float32 is taken there: within 1 LSB of the .tvt)."""
+        alpha, inexact = np.empty(layer.O, np.float32), 0
+        for o, (m, s) in enumerate(zip(layer.m0, layer.shift)):
+            try:
+                alpha[o] = recover_alpha(m, s, s_x, s_y)
+            except ExportError:
+                alpha[o] = np.float32(int(m) * 2.0 ** (int(s) - 31) * np.float32(s_y) / np.float32(s_x))
+                inexact += 1
+        return alpha, inexact
 
     def layernorm(self, name, x, in_qp, out_qp, shape):
         """DEQUANTIZE -> (x - mean) * rsqrt(var + eps) * gamma + beta -> QUANTIZE."""

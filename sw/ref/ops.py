@@ -21,23 +21,28 @@ INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 # ----------------------------------------------------------------------------------------
 # Multipliers and requantization
 # ----------------------------------------------------------------------------------------
-def quantize_multiplier(real: float) -> tuple[int, int]:
+def quantize_multiplier(real: float, bits: int = 31) -> tuple[int, int]:
     """(m0, shift) with real ~= m0 * 2^(shift - 31), m0 in [2^30, 2^31): TFLite QuantizeMultiplier.
 
     frexp, round half away from zero to 31 bits, renormalise a rounded-up mantissa, flush
     multipliers below 2^-32 to (0, 0), clamp multipliers >= 2^30 to (2^31 - 1, 30) (the
     single-rounding requantizer needs shift <= 30; no layer comes near).
+    bits < 31 rounds the mantissa to that many significant bits instead (m0 is then a
+    multiple of 2^(31 - bits)): bits=31 is TFLite's rule exactly.
     """
     real = float(real)
     if real < 0 or not math.isfinite(real):
         raise ValueError(f"multiplier must be finite and >= 0, got {real}")
+    if not 1 <= bits <= 31:
+        raise ValueError(f"multiplier bits must be 1..31, got {bits}")
     if real == 0.0:
         return 0, 0
     q, shift = math.frexp(real)
-    q_fixed = int(math.floor(abs(q) * 2**31 + 0.5))  # std::round: half away from zero (q > 0)
-    if q_fixed == 2**31:
+    q_fixed = int(math.floor(abs(q) * 2**bits + 0.5))  # std::round: half away from zero (q > 0)
+    if q_fixed == 2**bits:
         q_fixed //= 2
         shift += 1
+    q_fixed <<= 31 - bits
     if shift < -31:
         return 0, 0
     if shift > 30:
@@ -241,11 +246,12 @@ class LinearParams(_IntParams):
     out_zero_point: int
 
     @classmethod
-    def from_scales(cls, s_x, zp_x, alpha, s_y, zp_y, trits, bias_q=None):
+    def from_scales(cls, s_x, zp_x, alpha, s_y, zp_y, trits, bias_q=None, multiplier_bits=31):
         """M[o] = s_x * alpha[o] / s_y in double from float32 scales, as LiteRT's per-channel
-        FULLY_CONNECTED; bias_q int32 in units of s_x * alpha[o] (None: zero)."""
+        FULLY_CONNECTED; bias_q int32 in units of s_x * alpha[o] (None: zero);
+        multiplier_bits: significant bits kept of each M[o] (31: LiteRT's own m0)."""
         alpha = np.asarray(alpha, dtype=np.float32).reshape(-1)
-        mult = [quantize_multiplier(_f32(s_x) * float(a) / _f32(s_y)) for a in alpha]
+        mult = [quantize_multiplier(_f32(s_x) * float(a) / _f32(s_y), multiplier_bits) for a in alpha]
         bias_q = np.zeros(len(alpha), np.int64) if bias_q is None else bias_q
         return cls(fold_input_zero_point(bias_q, trits, zp_x),
                    np.array([m for m, _ in mult], np.int32),
