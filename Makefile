@@ -38,7 +38,7 @@ test-slow: install
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 # Benchmarks print a table and write JSON under build/ (docs/benchmarks.md has the results).
-bench: bench-hw bench-ref bench-deploy
+bench: bench-hw bench-ref bench-size bench-deploy
 
 # Each area adds its own targets (sim, bench-*, bitstream, demo, ...) in mk/<area>.mk.
 -include mk/*.mk
