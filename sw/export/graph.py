@@ -23,6 +23,11 @@ class ExportError(ValueError):
     """The model cannot be exported (unsupported architecture, missing scales)."""
 
 
+def nearest_alpha(m0: int, shift: int, s_x: float, s_y: float) -> np.float32:
+    """The float32 nearest to the alpha with s_x alpha / s_y = m0 2^(shift - 31)."""
+    return np.float32(int(m0) * 2.0 ** (int(shift) - 31) * float(np.float32(s_y)) / float(np.float32(s_x)))
+
+
 def recover_alpha(m0: int, shift: int, s_x: float, s_y: float, search: int = 64) -> np.float32:
     """A float32 alpha with quantize_multiplier(double(s_x) alpha / double(s_y)) == (m0, shift):
     the packer's own float32 alpha, found among the 2 * search + 1 float32 values nearest the
@@ -30,7 +35,7 @@ def recover_alpha(m0: int, shift: int, s_x: float, s_y: float, search: int = 64)
     significant bits is rarely reachable from a float32 scale."""
     s_x, s_y = float(np.float32(s_x)), float(np.float32(s_y))
     want = (int(m0), int(shift))
-    estimate = np.float32(m0 * 2.0 ** (shift - 31) * s_y / s_x)
+    estimate = nearest_alpha(m0, shift, s_x, s_y)
     steps = np.arange(-search, search + 1)
     steps = steps[np.argsort(np.abs(steps), kind="stable")]
     cands = (estimate.view(np.int32) + steps.astype(np.int32)).view(np.float32)
@@ -109,7 +114,7 @@ class _Exporter:
             try:
                 alpha[o] = recover_alpha(m, s, s_x, s_y)
             except ExportError:
-                alpha[o] = np.float32(int(m) * 2.0 ** (int(s) - 31) * np.float32(s_y) / np.float32(s_x))
+                alpha[o] = nearest_alpha(m, s, s_x, s_y)
                 inexact += 1
         return alpha, inexact
 
