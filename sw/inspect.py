@@ -12,7 +12,6 @@ import json
 import os
 import sys
 
-import numpy as np
 
 CATEGORIES = (("trits", lambda n: n.startswith("lin/") and n.endswith("/trits")),
               ("channel params", lambda n: n.startswith("lin/")),
@@ -25,10 +24,10 @@ CATEGORIES = (("trits", lambda n: n.startswith("lin/") and n.endswith("/trits"))
 
 def inspect(path) -> dict:
     """Layer and size statistics of a .tvt file (raises FormatError / OSError)."""
-    from sw import tvt
     from sw.tvt.container import read_file
-    _, infos = read_file(path)
-    model = tvt.load(path)
+    from sw.tvt.model import from_sections
+    sections, infos = read_file(path)  # the file is read and decoded once
+    model = from_sections(sections)
     size = {i.name: i.length for i in infos}          # bytes in the file
     decoded = {i.name: i.size for i in infos}         # bytes once decoded (trits: 5 a byte)
 
@@ -44,8 +43,9 @@ def inspect(path) -> dict:
                        "trit_bytes": size[p + "trits"], "packed_trit_bytes": decoded[p + "trits"],
                        "scale_bytes": size[p + "m0"] + size[p + "shift"],
                        "bias_bytes": size[p + "bias"]})
-    for l in layers + [totals := {k: sum(l[k] for l in layers) for k in (
-            "weights", "trit_bytes", "packed_trit_bytes", "scale_bytes", "bias_bytes")}]:
+    totals = {k: sum(l[k] for l in layers)
+              for k in ("weights", "trit_bytes", "packed_trit_bytes", "scale_bytes", "bias_bytes")}
+    for l in [*layers, totals]:
         n = l["weights"]
         l.update({"bits_per_weight": bits(l["trit_bytes"], n),
                   "bits_per_weight_with_scales": bits(l["trit_bytes"] + l["scale_bytes"], n),

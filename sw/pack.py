@@ -30,7 +30,7 @@ class PackError(ValueError):
 
 
 # Significant bits kept of each linear channel's multiplier m0 (docs/numerics.md): 16 bits are
-# 2 bytes a channel in the file and a 2^-17 relative error, far below an int8 step.
+# 2 bytes a channel in the file and at most a 2^-16 relative error, far below an int8 step.
 MULTIPLIER_BITS = 16
 MIN_MULTIPLIER_BITS = 8
 

@@ -39,16 +39,11 @@ def recover_alpha(m0: int, shift: int, s_x: float, s_y: float, search: int = 64)
     steps = np.arange(-search, search + 1)
     steps = steps[np.argsort(np.abs(steps), kind="stable")]
     cands = (estimate.view(np.int32) + steps.astype(np.int32)).view(np.float32)
-    # quantize_multiplier, vectorised (the same double operations)
-    q, e = np.frexp(s_x * cands.astype(np.float64) / s_y)
-    q_fixed = np.floor(q * 2.0**31 + 0.5)
-    up = q_fixed == 2.0**31
-    q_fixed, e = np.where(up, q_fixed / 2, q_fixed), np.where(up, e + 1, e)
-    for a in cands[(q_fixed == want[0]) & (e == want[1])]:
-        if ops.quantize_multiplier(s_x * float(a) / s_y) == want:
-            return a
-    if ops.quantize_multiplier(s_x * float(estimate) / s_y) == want:  # (0, 0) and clamped ones
-        return estimate
+    cands = cands[np.isfinite(cands) & (cands >= 0)]
+    m0s, shifts = ops.quantize_multipliers(s_x * cands.astype(np.float64) / s_y)
+    hits = cands[(m0s == want[0]) & (shifts == want[1])]
+    if len(hits):
+        return hits[0]
     raise ExportError(f"no float32 alpha reproduces multiplier {want}")
 
 

@@ -33,21 +33,25 @@ def quantize_multiplier(real: float, bits: int = 31) -> tuple[int, int]:
     real = float(real)
     if real < 0 or not math.isfinite(real):
         raise ValueError(f"multiplier must be finite and >= 0, got {real}")
+    m0, shift = quantize_multipliers(np.array([real]), bits)
+    return int(m0[0]), int(shift[0])
+
+
+def quantize_multipliers(real: np.ndarray, bits: int = 31) -> tuple[np.ndarray, np.ndarray]:
+    """quantize_multiplier of every element (the same double operations): int64 (m0, shift)."""
+    real = np.asarray(real, dtype=np.float64)
+    if real.size and not (np.all(np.isfinite(real)) and real.min() >= 0):
+        raise ValueError("multipliers must be finite and >= 0")
     if not 1 <= bits <= 31:
         raise ValueError(f"multiplier bits must be 1..31, got {bits}")
-    if real == 0.0:
-        return 0, 0
-    q, shift = math.frexp(real)
-    q_fixed = int(math.floor(abs(q) * 2**bits + 0.5))  # std::round: half away from zero (q > 0)
-    if q_fixed == 2**bits:
-        q_fixed //= 2
-        shift += 1
-    q_fixed <<= 31 - bits
-    if shift < -31:
-        return 0, 0
-    if shift > 30:
-        return 2**31 - 1, 30
-    return q_fixed, shift
+    q, shift = np.frexp(real)
+    q_fixed = np.floor(q * 2.0**bits + 0.5).astype(np.int64)  # std::round: half away from zero
+    up = q_fixed == 2**bits                                     # mantissa rounded up to 1.0
+    m0 = np.where(up, q_fixed // 2, q_fixed) << (31 - bits)
+    shift = shift.astype(np.int64) + up
+    flush, clamp = (real == 0) | (shift < -31), shift > 30
+    return (np.where(flush, 0, np.where(clamp, 2**31 - 1, m0)),
+            np.where(flush, 0, np.where(clamp, 30, shift)))
 
 
 def _as_int64(a) -> np.ndarray:
@@ -251,11 +255,11 @@ class LinearParams(_IntParams):
         FULLY_CONNECTED; bias_q int32 in units of s_x * alpha[o] (None: zero);
         multiplier_bits: significant bits kept of each M[o] (31: LiteRT's own m0)."""
         alpha = np.asarray(alpha, dtype=np.float32).reshape(-1)
-        mult = [quantize_multiplier(_f32(s_x) * float(a) / _f32(s_y), multiplier_bits) for a in alpha]
+        m0, shift = quantize_multipliers(_f32(s_x) * alpha.astype(np.float64) / _f32(s_y),
+                                         multiplier_bits)
         bias_q = np.zeros(len(alpha), np.int64) if bias_q is None else bias_q
-        return cls(fold_input_zero_point(bias_q, trits, zp_x),
-                   np.array([m for m, _ in mult], np.int32),
-                   np.array([s for _, s in mult], np.int32), int(zp_y))
+        return cls(fold_input_zero_point(bias_q, trits, zp_x), m0.astype(np.int32),
+                   shift.astype(np.int32), int(zp_y))
 
 
 # ----------------------------------------------------------------------------------------
@@ -578,11 +582,10 @@ class LayerNormParams(_IntParams):
         eps_q = min(round(float(eps) * c**3 / _f32(s_in) ** 2), 2**61)
         gain = np.maximum(np.abs(gamma) * math.sqrt(c) * 2.0**-LN_FRAC_BITS / _f32(s_out),
                           _LN_MIN_GAIN)
-        mult = [quantize_multiplier(g) for g in gain]
+        m0, shift = quantize_multipliers(gain)
         offset = np.clip(np.round(beta / _f32(s_out) / gain), -(2**30), 2**30)
         return cls(int(eps_q), np.where(gamma < 0, -1, 1).astype(np.int32),
-                   offset.astype(np.int32), np.array([m for m, _ in mult], np.int32),
-                   np.array([s for _, s in mult], np.int32), int(zp_out))
+                   offset.astype(np.int32), m0.astype(np.int32), shift.astype(np.int32), int(zp_out))
 
 
 def layernorm(x, p: LayerNormParams) -> np.ndarray:

@@ -164,7 +164,12 @@ def save(model: Model, path, compress: bool = True) -> int:
 
 def load(path) -> Model:
     """Read and validate a .tvt file. Raises FormatError if malformed, OSError if unreadable."""
-    sections, _ = read_file(path)
+    return from_sections(read_file(path)[0])
+
+
+def from_sections(sections: dict) -> Model:
+    """The Model of decoded sections ({name: value}, as sw.tvt.container.read_file returns)."""
+    sections = dict(sections)
     config = sections.pop("config", None)
     if config is None:
         raise FormatError("missing section 'config'")
